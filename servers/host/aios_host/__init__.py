@@ -1,0 +1,1 @@
+"""AIOS host: one MCP endpoint composing the subsystem servers, and their supervisor."""

@@ -1,0 +1,183 @@
+"""The running host: its children, their merged catalog, and the upstream router.
+
+Owned by the host server's lifespan. Boot starts the children in dependency order, each gated
+on its health (an MCP handshake and a catalog read); a child whose dependency failed is not
+started and is reported failed with that reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import jsonschema
+import mcp_types as types
+from aios_shared.errors import InvalidArgument, NotFound
+from anyio.abc import TaskGroup
+from pydantic import BaseModel, ConfigDict
+
+from aios_host.catalog import Catalog, CollisionError, build_catalog
+from aios_host.child import ChildServer, ChildStatus
+from aios_host.config import HostLayout, HostSettings
+from aios_host.upstream import Upstream
+
+__all__ = ["HostState", "HostStatus", "running_host"]
+
+logger = logging.getLogger(__name__)
+
+
+class HostStatus(BaseModel):
+    """The host and each child, as ``host_status`` and ``aios://host/status`` report them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    pid: int
+    uptime_s: float
+    tools: int
+    children: list[ChildStatus]
+
+
+class HostState:
+    def __init__(
+        self, settings: HostSettings, layout: HostLayout, host_tools: list[types.Tool]
+    ) -> None:
+        self.settings = settings
+        self.layout = layout
+        self.children: dict[str, ChildServer] = {}
+        self.host_tools = host_tools
+        self.catalog: Catalog = build_catalog(host_tools, [], strict=True)
+        self.upstream = Upstream(self._catalog_changed)
+        self.booted = False
+        self.started_at = time.monotonic()
+        self._validators: dict[str, Any] = {}
+        self._group: TaskGroup | None = None
+
+    def rebuild_catalog(self, *, strict: bool) -> None:
+        self.catalog = build_catalog(
+            self.host_tools,
+            [(name, child.spec.namespace, child.catalog) for name, child in self.children.items()],
+            strict=strict,
+        )
+        self._validators.clear()
+
+    async def _catalog_changed(self, child: str) -> None:
+        if not self.booted:
+            return
+        self.rebuild_catalog(strict=False)
+        await self.upstream.broadcast_list_changed()
+
+    def status(self) -> HostStatus:
+        return HostStatus(
+            name=self.settings.name,
+            pid=os.getpid(),
+            uptime_s=round(time.monotonic() - self.started_at, 3),
+            tools=len(self.catalog.tools),
+            children=[child.status() for child in self.children.values()],
+        )
+
+    def child(self, name: str) -> ChildServer:
+        child = self.children.get(name)
+        if child is None:
+            known = ", ".join(self.children) or "none"
+            raise NotFound(f"No server named {name!r}.", hint=f"Known servers: {known}.")
+        return child
+
+    def validate_arguments(
+        self, public_name: str, tool: types.Tool, arguments: dict[str, Any]
+    ) -> None:
+        """Check arguments against the tool's input schema before forwarding, so every tool,
+        ours or third-party, answers bad input with the same typed ``invalid_argument``."""
+        validator = self._validators.get(public_name)
+        if validator is None:
+            schema = tool.input_schema
+            cls = jsonschema.validators.validator_for(schema)
+            try:
+                cls.check_schema(schema)
+            except jsonschema.SchemaError:
+                logger.warning("tool.bad_schema", extra={"tool": public_name})
+                return
+            validator = cls(schema)
+            self._validators[public_name] = validator
+        errors = sorted(validator.iter_errors(arguments), key=lambda error: list(error.path))
+        if errors:
+            problems = "; ".join(
+                f"{'/'.join(str(part) for part in error.path) or '(arguments)'}: {error.message}"
+                for error in errors[:5]
+            )
+            raise InvalidArgument(
+                f"Invalid arguments for {public_name}: {problems}.",
+                hint="Call tools/list for the tool's input schema.",
+                details={"tool": public_name, "errors": len(errors)},
+            )
+
+    async def restart_child(self, name: str) -> str:
+        """Operator restart: kill a running child (the supervisor brings it back) or give a
+        failed/stopped child a fresh restart budget."""
+        child = self.child(name)
+        if child.state in ("failed", "stopped"):
+            assert self._group is not None, "restart before boot"
+            child.intensity.restarts.clear()
+            await self._group.start(child.run)
+            return child.state
+        await child.kill()
+        return "restarting"
+
+    async def boot(self, group: TaskGroup, run_dir: Path) -> None:
+        self._group = group
+        for spec in self.layout.start_order():
+            peers = {
+                dependency: address
+                for dependency in spec.depends_on
+                if (address := self.children[dependency].peer_address()) is not None
+            }
+            child = ChildServer(
+                spec,
+                self.upstream,
+                run_dir,
+                peers=peers,
+                list_pages_max=self.settings.list_pages_max,
+            )
+            self.children[spec.name] = child
+            failed = [dep for dep in spec.depends_on if self.children[dep].state != "running"]
+            if failed:
+                child.state = "failed"
+                child.detail = f"not started: dependency {', '.join(failed)} is not running"
+                logger.error("child.not_started", extra={"child": spec.name, "missing": failed})
+                continue
+            logger.info("child.starting", extra={"child": spec.name})
+            await group.start(child.run)
+            logger.info("child.started", extra={"child": spec.name, "state": child.state})
+        self.rebuild_catalog(strict=True)
+        self.booted = True
+
+
+@asynccontextmanager
+async def running_host(
+    settings: HostSettings, layout: HostLayout, host_tools: list[types.Tool]
+) -> AsyncIterator[HostState]:
+    """Boot the children, yield the state, stop them all on exit.
+
+    Raises:
+        CollisionError: two children offer the same public name.
+    """
+    state = HostState(settings, layout, host_tools)
+    with tempfile.TemporaryDirectory(prefix="aios-host-") as run_dir:
+        async with anyio.create_task_group() as group:
+            try:
+                await state.boot(group, Path(run_dir))
+            except CollisionError:
+                group.cancel_scope.cancel()
+                raise
+            logger.info("host.ready", extra={"tools": len(state.catalog.tools)})
+            try:
+                yield state
+            finally:
+                group.cancel_scope.cancel()

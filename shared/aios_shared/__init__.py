@@ -1,0 +1,1 @@
+"""Code every AIOS server shares: config, errors, db, audit, telemetry, runner, peers."""
