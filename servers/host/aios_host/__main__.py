@@ -20,15 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from aios_shared.config import load_settings, read_config_file
-from aios_shared.errors import AiosError
-from aios_shared.runner import serve
-from aios_shared.telemetry import configure_logging
 from pydantic import SecretStr
 
 from aios_host.catalog import CollisionError
 from aios_host.config import HostLayout, HostSettings, builtin_layout, load_layout
 from aios_host.server import build_host_server
+from aios_shared.config import load_settings, read_config_file
+from aios_shared.errors import AiosError
+from aios_shared.runner import serve
+from aios_shared.telemetry import configure_logging
 
 logger = logging.getLogger("aios_host")
 

@@ -24,7 +24,6 @@ from typing import Any, Literal, Protocol
 import anyio
 import httpx2
 import mcp_types as types
-from aios_shared.errors import SubsystemUnavailable
 from anyio.abc import Process, TaskStatus
 from mcp import Client
 from mcp.client.session import ClientRequestContext, IncomingMessage
@@ -37,6 +36,7 @@ from aios_host.catalog import ChildCatalog
 from aios_host.config import ChildSpec
 from aios_host.stdio_transport import process_transport
 from aios_host.supervision import RestartIntensity, decide_restart
+from aios_shared.errors import SubsystemUnavailable
 
 __all__ = ["ChildHooks", "ChildServer", "ChildStatus", "PeerAddress"]
 

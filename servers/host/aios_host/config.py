@@ -24,9 +24,10 @@ import re
 from pathlib import Path
 from typing import Annotated, Final, Literal, Self
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
 from aios_shared.config import ServerSettings, read_config_file
 from aios_shared.errors import InvalidArgument
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
     "AIOS_SERVERS",

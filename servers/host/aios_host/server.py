@@ -14,6 +14,13 @@ from contextlib import asynccontextmanager
 from typing import Any, Final, TypeVar, cast
 
 import mcp_types as types
+from mcp import Client
+from mcp.server import Server, ServerRequestContext
+from mcp.shared.exceptions import MCPError
+
+from aios_host.catalog import HOST_SOURCE
+from aios_host.config import HostLayout, HostSettings
+from aios_host.state import HostState, running_host
 from aios_shared.errors import (
     AiosError,
     InvalidArgument,
@@ -23,13 +30,6 @@ from aios_shared.errors import (
     internal_error_result,
 )
 from aios_shared.telemetry import TRACE_META_KEY, current_trace_id
-from mcp import Client
-from mcp.server import Server, ServerRequestContext
-from mcp.shared.exceptions import MCPError
-
-from aios_host.catalog import HOST_SOURCE
-from aios_host.config import HostLayout, HostSettings
-from aios_host.state import HostState, running_host
 
 __all__ = ["HOST_STATUS_URI", "build_host_server"]
 

@@ -19,7 +19,6 @@ from typing import Any
 import anyio
 import jsonschema
 import mcp_types as types
-from aios_shared.errors import InvalidArgument, NotFound
 from anyio.abc import TaskGroup
 from pydantic import BaseModel, ConfigDict
 
@@ -27,6 +26,7 @@ from aios_host.catalog import Catalog, CollisionError, build_catalog
 from aios_host.child import ChildServer, ChildStatus
 from aios_host.config import HostLayout, HostSettings
 from aios_host.upstream import Upstream
+from aios_shared.errors import InvalidArgument, NotFound
 
 __all__ = ["HostState", "HostStatus", "running_host"]
 
