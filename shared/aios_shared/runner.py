@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ logger = logging.getLogger(__name__)
 _MCP_PATH: Final = "/mcp"
 _SSE_PATH: Final = "/sse"
 _MESSAGES_PATH: Final = "/messages/"
+_STDIN_TEARDOWN_S: Final = 0.5
 
 
 def lowlevel(server: Server[Any] | MCPServer[Any]) -> Server[Any]:
@@ -87,10 +89,18 @@ def _structured_error(result: dict[str, Any]) -> dict[str, Any]:
         return result
     texts = [item.get("text", "") for item in result.get("content", []) if isinstance(item, dict)]
     text = " ".join(t for t in texts if isinstance(t, str)).strip() or "The tool failed."
+    # Pydantic appends a documentation link to every validation error; it only adds noise.
+    text = "\n".join(
+        line for line in text.splitlines() if "For further information visit" not in line
+    )
     payload = ErrorPayload.model_validate(
         {"code": _error_code_for_text(text), "message": text, "details": {}}
     )
-    return {**result, "structuredContent": payload.model_dump(mode="json")}
+    return {
+        **result,
+        "content": [{"type": "text", "text": f"{payload.code}: {text}"}],
+        "structuredContent": payload.model_dump(mode="json"),
+    }
 
 
 class AiosRequestMiddleware:
@@ -286,6 +296,10 @@ class _NotifyingServer(uvicorn.Server):
             self.listening.set()
 
 
+def _ignore_signal(signum: int, frame: object) -> None:
+    logger.debug("server.signal_after_shutdown", extra={"signal": signum})
+
+
 def _write_ready_file(path: Path, url: str) -> None:
     """Atomic write: the reader never sees a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -313,6 +327,10 @@ async def _serve_http(
         lifespan="on",
     )
     uvicorn_server = _NotifyingServer(config)
+    # uvicorn re-raises the stop signal once its graceful shutdown is done; the signal already
+    # did its job, so let the process end normally (exit code 0) instead of dying by it.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _ignore_signal)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     url = f"http://{host}:{port}{_MCP_PATH}"
     async with anyio.create_task_group() as group:
@@ -330,19 +348,35 @@ async def _serve_http(
 async def _serve_stdio(server: Server[Any] | MCPServer[Any]) -> None:
     inner = lowlevel(server)
     install_middleware(inner, None)
+    stopped_by: list[str] = []
     async with anyio.create_task_group() as group:
 
         async def stop_on_signal() -> None:
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for received in signals:
                     logger.info("server.stopping", extra={"signal": received.name})
+                    stopped_by.append(received.name)
                     group.cancel_scope.cancel()
                     return
 
         group.start_soon(stop_on_signal)
         async with stdio_server() as (read_stream, write_stream):
-            await inner.run(read_stream, write_stream, inner.create_initialization_options())
+            try:
+                await inner.run(read_stream, write_stream, inner.create_initialization_options())
+            finally:
+                if stopped_by:
+                    _exit_soon()
         group.cancel_scope.cancel()
+
+
+def _exit_soon() -> None:
+    """After a signal the lifespan has closed cleanly, but the SDK reads stdin in a worker thread
+    that no cancellation can interrupt while the client keeps the pipe open; end the process
+    once the remaining teardown had a moment."""
+    logging.shutdown()
+    timer = threading.Timer(_STDIN_TEARDOWN_S, os._exit, args=(0,))
+    timer.daemon = True
+    timer.start()
 
 
 async def serve(
