@@ -109,7 +109,7 @@ class ChildServer:
         hooks: ChildHooks,
         run_dir: Path,
         *,
-        peers: dict[str, PeerAddress],
+        peers: Callable[[], dict[str, PeerAddress]],
         list_pages_max: int = 100,
     ) -> None:
         self.spec = spec
@@ -179,6 +179,9 @@ class ChildServer:
                     self.detail = f"exited with code {exit_code}" + self._stderr_hint()
             except ChildStartError as error:
                 self.detail = str(error)
+                # The old port may be taken now; the next attempt lets the OS pick one (the
+                # host then restarts dependants, whose peer URL changed).
+                self._port = 0
                 logger.error(
                     "child.start_failed", extra={"child": self.spec.name, "error": str(error)}
                 )
@@ -283,9 +286,10 @@ class ChildServer:
         environment = {**os.environ, **self.spec.env}
         if self.spec.transport == "http":
             environment["AIOS_AUTH_TOKEN"] = self.token
-        if self._peers:
+        peers = self._peers()
+        if peers:
             environment["AIOS_PEERS"] = json.dumps(
-                {name: address.model_dump() for name, address in self._peers.items()}
+                {name: address.model_dump() for name, address in peers.items()}
             )
         return environment
 

@@ -11,7 +11,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from anyio.abc import TaskGroup
 from pydantic import BaseModel, ConfigDict
 
 from aios_host.catalog import Catalog, CollisionError, build_catalog
-from aios_host.child import ChildServer, ChildStatus
+from aios_host.child import ChildServer, ChildStatus, PeerAddress
 from aios_host.config import HostLayout, HostSettings
 from aios_host.upstream import Upstream
 from aios_shared.errors import InvalidArgument, NotFound
@@ -58,6 +58,7 @@ class HostState:
         self.booted = False
         self.started_at = time.monotonic()
         self._validators: dict[str, Any] = {}
+        self._urls: dict[str, str | None] = {}
         self._group: TaskGroup | None = None
 
     def rebuild_catalog(self, *, strict: bool) -> None:
@@ -68,11 +69,41 @@ class HostState:
         )
         self._validators.clear()
 
+    def _peers_of(self, dependencies: list[str]) -> Callable[[], dict[str, PeerAddress]]:
+        """The current addresses of a child's peers, read at each (re)start of the child."""
+
+        def current() -> dict[str, PeerAddress]:
+            return {
+                name: address
+                for name in dependencies
+                if (address := self.children[name].peer_address()) is not None
+            }
+
+        return current
+
     async def _catalog_changed(self, child: str) -> None:
         if not self.booted:
             return
+        await self._restart_dependants_if_moved(child)
         self.rebuild_catalog(strict=False)
         await self.upstream.broadcast_list_changed()
+
+    async def _restart_dependants_if_moved(self, name: str) -> None:
+        """A restarted child normally keeps its URL; when it had to move, the dependants hold
+        a stale peer address and cannot recover by reconnecting, so restart them."""
+        child = self.children[name]
+        if child.state != "running":
+            return
+        previous = self._urls.get(name)
+        self._urls[name] = child.url
+        if previous is None or previous == child.url:
+            return
+        for dependant in self.children.values():
+            if name in dependant.spec.depends_on and dependant.state == "running":
+                logger.warning(
+                    "child.peer_moved", extra={"child": dependant.spec.name, "peer": name}
+                )
+                await dependant.kill()
 
     def status(self) -> HostStatus:
         return HostStatus(
@@ -133,16 +164,11 @@ class HostState:
     async def boot(self, group: TaskGroup, run_dir: Path) -> None:
         self._group = group
         for spec in self.layout.start_order():
-            peers = {
-                dependency: address
-                for dependency in spec.depends_on
-                if (address := self.children[dependency].peer_address()) is not None
-            }
             child = ChildServer(
                 spec,
                 self.upstream,
                 run_dir,
-                peers=peers,
+                peers=self._peers_of(spec.depends_on),
                 list_pages_max=self.settings.list_pages_max,
             )
             self.children[spec.name] = child
@@ -156,6 +182,7 @@ class HostState:
             await group.start(child.run)
             logger.info("child.started", extra={"child": spec.name, "state": child.state})
         self.rebuild_catalog(strict=True)
+        self._urls = {name: child.url for name, child in self.children.items()}
         self.booted = True
 
 
