@@ -5,7 +5,14 @@ from __future__ import annotations
 import mcp_types as types
 import pytest
 
-from aios_host.catalog import PUBLIC_NAME, ChildCatalog, CollisionError, build_catalog, public_name
+from aios_host.catalog import (
+    PUBLIC_NAME,
+    ChildCatalog,
+    CollisionError,
+    ResourceRoute,
+    build_catalog,
+    public_name,
+)
 
 
 def tool(name: str) -> types.Tool:
@@ -84,9 +91,44 @@ def test_resources_route_by_exact_uri_then_template_then_scheme() -> None:
     catalog = build_catalog(
         [], [("memory", "memory_", first), ("files", "files_", second)], strict=True
     )
-    assert catalog.route_uri("memory://state/digest") == "memory"
-    assert catalog.route_uri("memory://items/42") == "memory"
-    assert catalog.route_uri("file:///srv/other.txt") == "files"
+    assert catalog.route_uri("memory://state/digest") == ResourceRoute(
+        "memory", "memory://state/digest"
+    )
+    assert catalog.route_uri("memory://items/42") == ResourceRoute("memory", "memory://items/42")
+    assert catalog.route_uri("file:///srv/other.txt") == ResourceRoute(
+        "files", "file:///srv/other.txt"
+    )
     assert catalog.route_uri("https://example.invalid/") is None
     assert catalog.resources["memory://state/digest"].item.name == "memory_digest"
     assert catalog.public_templates()[0].name == "memory_item"
+
+
+def test_two_instances_of_one_server_list_their_resources_under_explicit_addresses() -> None:
+    """The same URI from two children is no error: each is listed as aios://<child>/<uri>, and
+    reads of that address reach the right child with the child's own URI."""
+    offered = ChildCatalog(
+        resources=[types.Resource(uri="test://static-text", name="static")],
+        templates=[types.ResourceTemplate(uri_template="test://template/{id}/data", name="t")],
+    )
+    unique = ChildCatalog(resources=[types.Resource(uri="only://here", name="only")])
+    catalog = build_catalog(
+        [], [("one", "one_", offered), ("two", "two_", offered), ("three", "", unique)], strict=True
+    )
+    assert sorted(catalog.resources) == [
+        "aios://one/test://static-text",
+        "aios://two/test://static-text",
+        "only://here",
+    ]
+    assert catalog.route_uri("aios://two/test://static-text") == ResourceRoute(
+        "two", "test://static-text"
+    )
+    assert catalog.route_uri("aios://one/test://template/7/data") == ResourceRoute(
+        "one", "test://template/7/data"
+    )
+    assert catalog.route_uri("aios://three/only://here") == ResourceRoute("three", "only://here")
+    assert catalog.route_uri("aios://ghost/x://y") is None
+    assert catalog.route_uri("test://static-text") is None
+    assert [t.uri_template for t in catalog.public_templates()] == [
+        "aios://one/test://template/{id}/data",
+        "aios://two/test://template/{id}/data",
+    ]

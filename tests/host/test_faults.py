@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import mcp_types as types
 import pytest
 from mcp import Client
+from mcp.client.session import IncomingMessage
 
 from tests.helpers import fixture_child, host_stdio_parameters, poll_until, write_layout
 
@@ -26,16 +28,22 @@ async def status_of(client: Client, name: str) -> dict[str, Any]:
     return child
 
 
-async def wait_for_state(client: Client, name: str, state: str) -> dict[str, Any]:
+async def wait_for_state(
+    client: Client, name: str, state: str, restarts: int | None = None
+) -> dict[str, Any]:
+    """Poll host_status until the child is in ``state`` (after ``restarts`` restarts)."""
+
     async def check() -> dict[str, Any] | None:
         child = await status_of(client, name)
-        return child if child["state"] == state else None
+        if child["state"] != state:
+            return None
+        return child if restarts is None or child["restarts_total"] == restarts else None
 
     return await poll_until(check)
 
 
-async def wait_until_running(client: Client, name: str) -> dict[str, Any]:
-    return await wait_for_state(client, name, "running")
+async def wait_until_running(client: Client, name: str, restarts: int = 0) -> dict[str, Any]:
+    return await wait_for_state(client, name, "running", restarts)
 
 
 @pytest.mark.parametrize("transport", ["http", "stdio"])
@@ -43,12 +51,20 @@ async def test_kill_9_of_a_child_mid_call_fails_fast_and_the_child_comes_back(
     transport: str, tmp_path: Path
 ) -> None:
     """The call in flight answers subsystem_unavailable within 2 s; the other child serves
-    throughout; the killed child is restarted and serves again."""
+    throughout; the killed child is restarted and serves again, and the client is told that
+    the tool list may have changed."""
     layout = write_layout(
         tmp_path,
         [fixture_child("victim", transport=transport), fixture_child("bystander")],
     )
-    async with Client(host_stdio_parameters(layout, tmp_path / "home"), mode="legacy") as client:
+    notified: list[str] = []
+
+    async def on_message(message: IncomingMessage) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            notified.append(message.method)
+
+    parameters = host_stdio_parameters(layout, tmp_path / "home")
+    async with Client(parameters, mode="legacy", message_handler=on_message) as client:
         before = await wait_until_running(client, "victim")
         pid = (await client.call_tool("victim_pid", {})).structured_content
         assert pid is not None
@@ -70,7 +86,7 @@ async def test_kill_9_of_a_child_mid_call_fails_fast_and_the_child_comes_back(
                 await returned.wait()
             bystander = await client.call_tool("bystander_add", {"a": 20, "b": 22})
 
-        after = await wait_until_running(client, "victim")
+        after = await wait_until_running(client, "victim", restarts=1)
         again = await client.call_tool("victim_add", {"a": 1, "b": 2})
 
     result = outcome["result"]
@@ -82,6 +98,7 @@ async def test_kill_9_of_a_child_mid_call_fails_fast_and_the_child_comes_back(
     assert after["restarts_total"] == before["restarts_total"] + 1
     assert after["pid"] != pid["result"]
     assert again.structured_content == {"result": 3}
+    assert "notifications/tools/list_changed" in notified
 
 
 async def test_a_child_crashing_past_its_restart_intensity_is_marked_failed(tmp_path: Path) -> None:
@@ -102,8 +119,8 @@ async def test_a_child_crashing_past_its_restart_intensity_is_marked_failed(tmp_
     )
     async with Client(host_stdio_parameters(layout, tmp_path / "home"), mode="legacy") as client:
         crashes = []
-        for _ in range(6):
-            await wait_until_running(client, "crashy")
+        for restarts in range(6):
+            await wait_until_running(client, "crashy", restarts)
             crashes.append(await client.call_tool("crashy_crash", {}))
         child = await wait_for_state(client, "crashy", "failed")
         refused = await client.call_tool("crashy_add", {"a": 1, "b": 1})

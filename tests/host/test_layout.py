@@ -94,6 +94,9 @@ def test_an_unknown_dependency_is_rejected_naming_it_and_the_known_servers(tmp_p
         pytest.param(
             '[[servers]]\nname = "a"\ncommand = ["x"]\ncolour = 1\n', "colour", id="unknown-field"
         ),
+        pytest.param(
+            '[[servers]]\nname = "host"\ncommand = ["x"]\n', "reserved", id="reserved-name"
+        ),
     ],
 )
 def test_a_malformed_layout_names_what_is_wrong(tmp_path: Path, text: str, problem: str) -> None:

@@ -4,10 +4,13 @@
   ``^[a-zA-Z0-9_-]{1,64}$`` (the strictest popular clients' rule): other characters become
   ``_`` and an over-long name is shortened with a hash suffix, so it stays unique.
 - Resource URIs are global already (``memory://...``, ``file:///...``) and pass through as they
-  are; only the resource *names* get the prefix. A read is routed by exact URI, then by the
-  templates, then by the URI scheme when exactly one child serves that scheme.
-- The same public name (or URI, or template) from two sources is a collision: at start-up an
-  error naming both servers, later (a child changed its lists) a logged error, first one kept.
+  are; only the resource *names* get the prefix. When two children offer the same URI (or
+  template) — two instances of one server, say — each is listed as ``aios://<child>/<uri>``
+  instead, and ``aios://<child>/<uri>`` addresses any child's resource explicitly. A read is
+  routed by that form, then by exact URI, then by the templates, then by the URI scheme when
+  exactly one child serves that scheme.
+- The same public tool or prompt name from two sources is a collision: at start-up an error
+  naming both servers, later (a child changed its lists) a logged error, first one kept.
 """
 
 from __future__ import annotations
@@ -23,12 +26,15 @@ import mcp_types as types
 from mcp.shared.uri_template import InvalidUriTemplate, UriTemplate
 
 __all__ = [
+    "EXPLICIT_SCHEME",
     "PUBLIC_NAME",
     "Catalog",
     "ChildCatalog",
     "CollisionError",
+    "ResourceRoute",
     "Routed",
     "build_catalog",
+    "explicit_uri",
     "public_name",
 ]
 
@@ -38,6 +44,7 @@ PUBLIC_NAME: Final = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _NAME_LENGTH_MAX: Final = 64
 _UNSAFE: Final = re.compile(r"[^a-zA-Z0-9_-]")
 HOST_SOURCE: Final = "host"
+EXPLICIT_SCHEME: Final = "aios://"
 
 ItemT = TypeVar("ItemT")
 
@@ -81,7 +88,21 @@ class Routed(Generic[ItemT]):
 class _Template:
     source: str
     template: types.ResourceTemplate
+    child_template: str
     matcher: UriTemplate | None
+
+
+@dataclass(frozen=True)
+class ResourceRoute:
+    """Where a public resource URI goes: the child and the URI as the child knows it."""
+
+    source: str
+    child_uri: str
+
+
+def explicit_uri(source: str, uri: str) -> str:
+    """The explicit address of a child's resource, used when URIs collide."""
+    return f"{EXPLICIT_SCHEME}{source}/{uri}"
 
 
 @dataclass
@@ -90,29 +111,31 @@ class Catalog:
     prompts: dict[str, Routed[types.Prompt]] = field(default_factory=dict)
     resources: dict[str, Routed[types.Resource]] = field(default_factory=dict)
     templates: list[_Template] = field(default_factory=list)
+    sources: frozenset[str] = frozenset()
 
-    def route_uri(self, uri: str) -> str | None:
-        """The child that serves ``uri``, or None."""
+    def route_uri(self, uri: str) -> ResourceRoute | None:
+        """The child that serves ``uri`` (and the URI it knows), or None."""
+        if uri.startswith(EXPLICIT_SCHEME):
+            source, _, child_uri = uri.removeprefix(EXPLICIT_SCHEME).partition("/")
+            return ResourceRoute(source, child_uri) if source in self.sources else None
         exact = self.resources.get(uri)
         if exact is not None:
-            return exact.source
+            return ResourceRoute(exact.source, exact.original_name)
         for entry in self.templates:
             if entry.matcher is not None and entry.matcher.match(uri) is not None:
-                return entry.source
-        scheme = uri.split(":", 1)[0]
-        owners = {
-            routed.source for key, routed in self.resources.items() if key.startswith(scheme + ":")
-        } | {
-            entry.source
-            for entry in self.templates
-            if entry.template.uri_template.startswith(scheme + ":")
-        }
-        return next(iter(owners)) if len(owners) == 1 else None
+                child_uri = uri
+                if entry.child_template != entry.template.uri_template:
+                    child_uri = uri.removeprefix(explicit_uri(entry.source, ""))
+                return ResourceRoute(entry.source, child_uri)
+        scheme = uri.split(":", 1)[0] + ":"
+        owners = {routed.source for key, routed in self.resources.items() if key.startswith(scheme)}
+        owners |= {e.source for e in self.templates if e.template.uri_template.startswith(scheme)}
+        return ResourceRoute(next(iter(owners)), uri) if len(owners) == 1 else None
 
-    def route_template(self, uri_template: str) -> str | None:
+    def route_template(self, uri_template: str) -> ResourceRoute | None:
         for entry in self.templates:
             if entry.template.uri_template == uri_template:
-                return entry.source
+                return ResourceRoute(entry.source, entry.child_template)
         return None
 
     def public_templates(self) -> list[types.ResourceTemplate]:
@@ -145,18 +168,21 @@ def build_catalog(
     """Merge the host's own tools and each ``(child name, prefix, catalog)``.
 
     Raises:
-        CollisionError: ``strict`` and two sources offer the same name, URI or template.
+        CollisionError: ``strict`` and two sources offer the same tool or prompt name.
     """
-    catalog = Catalog()
+    offered = list(children)
+    catalog = Catalog(sources=frozenset(source for source, _, _ in offered))
     problems: list[str] = []
     for tool in host_tools:
         _claim(catalog.tools, tool.name, Routed(HOST_SOURCE, tool.name, tool), "tool", problems)
-    for source, prefix, offered in children:
-        for tool in offered.tools:
+    uri_owners = _count(str(r.uri) for _, _, c in offered for r in c.resources)
+    template_owners = _count(t.uri_template for _, _, c in offered for t in c.templates)
+    for source, prefix, child in offered:
+        for tool in child.tools:
             name = public_name(prefix, tool.name)
             renamed = tool.model_copy(update={"name": name})
             _claim(catalog.tools, name, Routed(source, tool.name, renamed), "tool", problems)
-        for prompt in offered.prompts:
+        for prompt in child.prompts:
             name = public_name(prefix, prompt.name)
             renamed_prompt = prompt.model_copy(update={"name": name})
             _claim(
@@ -166,12 +192,14 @@ def build_catalog(
                 "prompt",
                 problems,
             )
-        for resource in offered.resources:
+        for resource in child.resources:
             uri = str(resource.uri)
-            named = resource.model_copy(update={"name": prefix + resource.name})
-            _claim(catalog.resources, uri, Routed(source, uri, named), "resource", problems)
-        for template in offered.templates:
-            _add_template(catalog, source, prefix, template, problems)
+            public = uri if uri_owners[uri] == 1 else explicit_uri(source, uri)
+            named = resource.model_copy(update={"name": prefix + resource.name, "uri": public})
+            catalog.resources[public] = Routed(source, uri, named)
+        for template in child.templates:
+            shared = template_owners[template.uri_template] > 1
+            _add_template(catalog, source, prefix, template, shared)
     if problems:
         if strict:
             raise CollisionError(" ".join(problems))
@@ -180,26 +208,21 @@ def build_catalog(
     return catalog
 
 
+def _count(values: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
 def _add_template(
-    catalog: Catalog,
-    source: str,
-    prefix: str,
-    template: types.ResourceTemplate,
-    problems: list[str],
+    catalog: Catalog, source: str, prefix: str, template: types.ResourceTemplate, shared: bool
 ) -> None:
-    for entry in catalog.templates:
-        if entry.template.uri_template == template.uri_template:
-            problems.append(
-                f"resource template {template.uri_template!r} is offered by both "
-                f"{entry.source!r} and {source!r}."
-            )
-            return
+    public = explicit_uri(source, template.uri_template) if shared else template.uri_template
     try:
-        matcher: UriTemplate | None = UriTemplate.parse(template.uri_template)
+        matcher: UriTemplate | None = UriTemplate.parse(public)
     except InvalidUriTemplate:
-        logger.warning(
-            "catalog.bad_template", extra={"child": source, "template": template.uri_template}
-        )
+        logger.warning("catalog.bad_template", extra={"child": source, "template": public})
         matcher = None
-    renamed = template.model_copy(update={"name": prefix + template.name})
-    catalog.templates.append(_Template(source, renamed, matcher))
+    renamed = template.model_copy(update={"name": prefix + template.name, "uri_template": public})
+    catalog.templates.append(_Template(source, renamed, template.uri_template, matcher))

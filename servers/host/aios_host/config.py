@@ -83,6 +83,8 @@ class ChildSpec(BaseModel):
 
     @model_validator(mode="after")
     def _one_way_to_start(self) -> Self:
+        if self.name == "host":
+            raise ValueError("the server name 'host' is reserved for the host itself")
         if (self.command is None) == (self.module is None):
             raise ValueError(f"server {self.name!r}: give exactly one of 'command' or 'module'")
         if self.prefix is not None and not _PREFIX_PATTERN.fullmatch(self.prefix):

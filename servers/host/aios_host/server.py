@@ -18,7 +18,7 @@ from mcp import Client
 from mcp.server import Server, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
-from aios_host.catalog import HOST_SOURCE
+from aios_host.catalog import HOST_SOURCE, ResourceRoute
 from aios_host.config import HostLayout, HostSettings
 from aios_host.state import HostState, running_host
 from aios_shared.errors import (
@@ -175,9 +175,9 @@ async def _list_templates(
     )
 
 
-def _owner(state: HostState, uri: str) -> str:
-    owner = state.catalog.route_uri(uri)
-    if owner is None:
+def _route(state: HostState, uri: str) -> ResourceRoute:
+    route = state.catalog.route_uri(uri)
+    if route is None:
         raise _protocol_error(
             NotFound(
                 f"Resource not found: {uri}",
@@ -185,7 +185,7 @@ def _owner(state: HostState, uri: str) -> str:
                 details={"uri": uri},
             )
         )
-    return owner
+    return route
 
 
 async def _read_resource(
@@ -198,31 +198,42 @@ async def _read_resource(
         return types.ReadResourceResult(
             contents=[types.TextResourceContents(uri=uri, mime_type="application/json", text=text)]
         )
-    owner = _owner(state, uri)
+    route = _route(state, uri)
 
     async def read(client: Client) -> types.ReadResourceResult:
-        result = await client.read_resource(uri)
+        result = await client.read_resource(route.child_uri)
         assert isinstance(result, types.ReadResourceResult), type(result)
-        return result
+        if route.child_uri == uri:
+            return result
+        # Contents name the URI the client asked for, not the child's own.
+        contents = [
+            item.model_copy(update={"uri": uri}) if str(item.uri) == route.child_uri else item
+            for item in result.contents
+        ]
+        return result.model_copy(update={"contents": contents})
 
-    return await _on_child(ctx, owner, read)
+    return await _on_child(ctx, route.source, read)
 
 
 async def _subscribe(ctx: Context, params: types.SubscribeRequestParams) -> types.EmptyResult:
     state = ctx.lifespan_context
     uri = str(params.uri)
-    owner = _owner(state, uri)
-    if state.upstream.subscribe(ctx, uri):
-        await _on_child(ctx, owner, lambda client: client.subscribe_resource(uri))
+    route = _route(state, uri)
+    if state.upstream.subscribe(ctx, uri, route):
+        await _on_child(
+            ctx, route.source, lambda client: client.subscribe_resource(route.child_uri)
+        )
     return types.EmptyResult()
 
 
 async def _unsubscribe(ctx: Context, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
     state = ctx.lifespan_context
     uri = str(params.uri)
-    owner = _owner(state, uri)
+    route = _route(state, uri)
     if state.upstream.unsubscribe(ctx, uri):
-        await _on_child(ctx, owner, lambda client: client.unsubscribe_resource(uri))
+        await _on_child(
+            ctx, route.source, lambda client: client.unsubscribe_resource(route.child_uri)
+        )
     return types.EmptyResult()
 
 
@@ -259,7 +270,9 @@ async def _complete(ctx: Context, params: types.CompleteRequestParams) -> types.
         owner: str = routed.source
         ref = ref.model_copy(update={"name": routed.original_name})
     else:
-        owner = state.catalog.route_template(ref.uri) or _owner(state, ref.uri)
+        route = state.catalog.route_template(ref.uri) or _route(state, ref.uri)
+        owner = route.source
+        ref = ref.model_copy(update={"uri": route.child_uri})
     argument = {"name": params.argument.name, "value": params.argument.value}
     context = params.context.arguments if params.context is not None else None
     forwarded_ref = ref

@@ -23,6 +23,8 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
 from pydantic import BaseModel
 
+from aios_host.catalog import ResourceRoute
+
 __all__ = ["Upstream"]
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
@@ -53,6 +55,7 @@ class Upstream:
         self._levels: dict[int, str] = {}
         self._inflight: dict[str, list[ServerRequestContext[Any, Any]]] = {}
         self._subscriptions: dict[str, set[int]] = {}
+        self._public_uris: dict[tuple[str, str], str] = {}
 
     # ---- connections ----------------------------------------------------------------------
 
@@ -85,8 +88,12 @@ class Upstream:
 
     # ---- subscriptions --------------------------------------------------------------------
 
-    def subscribe(self, ctx: ServerRequestContext[Any, Any], uri: str) -> bool:
-        """Record the subscription; True when it is the first for ``uri`` (subscribe the child)."""
+    def subscribe(
+        self, ctx: ServerRequestContext[Any, Any], uri: str, route: ResourceRoute
+    ) -> bool:
+        """Record the subscription; True when it is the first for ``uri`` (subscribe the child).
+        The child reports updates under its own URI, so remember how to map it back."""
+        self._public_uris[(route.source, route.child_uri)] = uri
         subscribers = self._subscriptions.setdefault(uri, set())
         first = not subscribers
         subscribers.add(self.remember(ctx))
@@ -116,7 +123,8 @@ class Upstream:
             except (anyio.ClosedResourceError, anyio.BrokenResourceError, MCPError, OSError):
                 self._forget(key)
 
-    async def resource_updated(self, child: str, uri: str) -> None:
+    async def resource_updated(self, child: str, child_uri: str) -> None:
+        uri = self._public_uris.get((child, child_uri), child_uri)
         for key in list(self._subscriptions.get(uri, ())):
             session = self._sessions.get(key)
             if session is None:
