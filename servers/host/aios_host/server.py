@@ -16,6 +16,7 @@ from typing import Any, Final, TypeVar, cast
 import mcp_types as types
 from mcp import Client
 from mcp.server import Server, ServerRequestContext
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
 from mcp.shared.exceptions import MCPError
 
 from aios_host.catalog import HOST_SOURCE, ResourceRoute
@@ -220,10 +221,12 @@ async def _subscribe(ctx: Context, params: types.SubscribeRequestParams) -> type
     uri = str(params.uri)
     route = _route(state, uri)
     if state.upstream.subscribe(ctx, uri, route):
-        await _on_child(
-            ctx, route.source, lambda client: client.subscribe_resource(route.child_uri)
-        )
+        await _subscribe_child(ctx, route)
     return types.EmptyResult()
+
+
+async def _subscribe_child(ctx: Context, route: ResourceRoute) -> None:
+    await _on_child(ctx, route.source, lambda client: client.subscribe_resource(route.child_uri))
 
 
 async def _unsubscribe(ctx: Context, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
@@ -291,10 +294,28 @@ async def _set_level(ctx: Context, params: types.SetLevelRequestParams) -> types
 def build_host_server(settings: HostSettings, layout: HostLayout) -> Server[HostState]:
     """The host as a low-level MCP server; its lifespan boots and supervises the children."""
 
+    # Owned by this server object: 2026-07-28 clients' listen streams, fed by the host state.
+    bus = InMemorySubscriptionBus()
+    listen = ListenHandler(bus)
+
     @asynccontextmanager
     async def lifespan(_: Server[HostState]) -> AsyncIterator[HostState]:
-        async with running_host(settings, layout, list(_HOST_TOOLS)) as state:
-            yield state
+        async with running_host(settings, layout, list(_HOST_TOOLS), bus) as state:
+            try:
+                yield state
+            finally:
+                listen.close()
+
+    async def on_listen(
+        ctx: Context, params: types.SubscriptionsListenRequestParams
+    ) -> types.SubscriptionsListenResult:
+        """Subscribe the children to the resources a modern client listens for, then serve
+        the stream from the host's bus."""
+        for uri in params.notifications.resource_subscriptions or ():
+            route = _route(ctx.lifespan_context, uri)
+            if ctx.lifespan_context.upstream.subscribe(ctx, uri, route):
+                await _subscribe_child(ctx, route)
+        return await listen(ctx, params)
 
     server: Server[HostState] = Server(
         settings.name,
@@ -312,6 +333,7 @@ def build_host_server(settings: HostSettings, layout: HostLayout) -> Server[Host
         on_list_prompts=_list_prompts,
         on_get_prompt=_get_prompt,
         on_completion=_complete,
+        on_subscriptions_listen=on_listen,
     )
     server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, _set_level)
     return server

@@ -20,6 +20,7 @@ import anyio
 import jsonschema
 import mcp_types as types
 from anyio.abc import TaskGroup
+from mcp.server.subscriptions import SubscriptionBus
 from pydantic import BaseModel, ConfigDict
 
 from aios_host.catalog import Catalog, CollisionError, build_catalog
@@ -47,14 +48,18 @@ class HostStatus(BaseModel):
 
 class HostState:
     def __init__(
-        self, settings: HostSettings, layout: HostLayout, host_tools: list[types.Tool]
+        self,
+        settings: HostSettings,
+        layout: HostLayout,
+        host_tools: list[types.Tool],
+        bus: SubscriptionBus,
     ) -> None:
         self.settings = settings
         self.layout = layout
         self.children: dict[str, ChildServer] = {}
         self.host_tools = host_tools
         self.catalog: Catalog = build_catalog(host_tools, [], strict=True)
-        self.upstream = Upstream(self._catalog_changed)
+        self.upstream = Upstream(self._catalog_changed, bus)
         self.booted = False
         self.started_at = time.monotonic()
         self._validators: dict[str, Any] = {}
@@ -188,14 +193,17 @@ class HostState:
 
 @asynccontextmanager
 async def running_host(
-    settings: HostSettings, layout: HostLayout, host_tools: list[types.Tool]
+    settings: HostSettings,
+    layout: HostLayout,
+    host_tools: list[types.Tool],
+    bus: SubscriptionBus,
 ) -> AsyncIterator[HostState]:
     """Boot the children, yield the state, stop them all on exit.
 
     Raises:
         CollisionError: two children offer the same public name.
     """
-    state = HostState(settings, layout, host_tools)
+    state = HostState(settings, layout, host_tools, bus)
     with tempfile.TemporaryDirectory(prefix="aios-host-") as run_dir:
         async with anyio.create_task_group() as group:
             try:

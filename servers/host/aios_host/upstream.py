@@ -19,6 +19,13 @@ import anyio
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.session import ServerSession
+from mcp.server.subscriptions import (
+    PromptsListChanged,
+    ResourcesListChanged,
+    ResourceUpdated,
+    SubscriptionBus,
+    ToolsListChanged,
+)
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
 from pydantic import BaseModel
@@ -43,14 +50,18 @@ _LOG_LEVELS: Final = (
 )
 _LOG_LEVEL_META_KEY: Final = "io.modelcontextprotocol/logLevel"
 _UPSTREAM_REQUEST_TIMEOUT_S: Final = 600.0
+MODERN_VERSION: Final = "2026-07-28"
 
 
 class Upstream:
     """Registry of upstream connections and in-flight forwarded requests (owned by the host's
     lifespan; no global state)."""
 
-    def __init__(self, on_catalog_changed: Callable[[str], Awaitable[None]]) -> None:
+    def __init__(
+        self, on_catalog_changed: Callable[[str], Awaitable[None]], bus: SubscriptionBus
+    ) -> None:
         self._on_catalog_changed = on_catalog_changed
+        self._bus = bus
         self._sessions: dict[int, ServerSession] = {}
         self._levels: dict[int, str] = {}
         self._inflight: dict[str, list[ServerRequestContext[Any, Any]]] = {}
@@ -65,8 +76,11 @@ class Upstream:
         return id(session._connection)  # pyright: ignore[reportPrivateUsage]
 
     def remember(self, ctx: ServerRequestContext[Any, Any]) -> int:
+        """Note the client's connection; handshake-era ones get standalone notifications
+        (2026-07-28 clients get theirs on their subscriptions/listen streams instead)."""
         key = self._connection_key(ctx.session)
-        self._sessions[key] = ctx.session
+        if ctx.protocol_version < MODERN_VERSION:
+            self._sessions[key] = ctx.session
         return key
 
     def set_level(self, ctx: ServerRequestContext[Any, Any], level: str) -> None:
@@ -115,6 +129,8 @@ class Upstream:
 
     async def broadcast_list_changed(self) -> None:
         """Tell every connected client that tools, prompts and resources may have changed."""
+        for event in (ToolsListChanged(), PromptsListChanged(), ResourcesListChanged()):
+            await self._bus.publish(event)
         for key, session in list(self._sessions.items()):
             try:
                 await session.send_tool_list_changed()
@@ -125,6 +141,7 @@ class Upstream:
 
     async def resource_updated(self, child: str, child_uri: str) -> None:
         uri = self._public_uris.get((child, child_uri), child_uri)
+        await self._bus.publish(ResourceUpdated(uri))
         for key in list(self._subscriptions.get(uri, ())):
             session = self._sessions.get(key)
             if session is None:
@@ -155,7 +172,7 @@ class Upstream:
 
     def _wants(self, ctx: ServerRequestContext[Any, Any], level: str) -> bool:
         threshold: object
-        if ctx.protocol_version >= "2026-07-28":
+        if ctx.protocol_version >= MODERN_VERSION:
             # Modern clients opt in per request, in _meta.
             threshold = (ctx.meta or {}).get(_LOG_LEVEL_META_KEY)
             if threshold is None:
