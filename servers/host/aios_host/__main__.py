@@ -44,6 +44,13 @@ def parse_flags(argv: list[str] | None) -> dict[str, Any]:
     parser.add_argument("--home", type=Path, help="data directory (default ~/.local/share/aios)")
     parser.add_argument("--ready-file", type=Path, help="write the bound URL here once listening")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--no-auth",
+        dest="require_auth",
+        action="store_const",
+        const=False,
+        help="serve HTTP without a bearer token (loopback only)",
+    )
     return vars(parser.parse_args(argv))
 
 
@@ -56,7 +63,9 @@ def build_settings(flags: dict[str, Any]) -> tuple[HostSettings, HostLayout]:
     file_layer = read_config_file(config_file).get("host", {}) if config_file else {}
     settings = load_settings(HostSettings, flags={**file_layer, **_given(flags)})
     layout = load_layout(config_file) if config_file else builtin_layout()
-    if settings.transport != "stdio" and settings.auth_token is None:
+    if settings.transport != "stdio" and not settings.require_auth:
+        settings = settings.model_copy(update={"auth_token": None})
+    elif settings.transport != "stdio" and settings.auth_token is None:
         settings = settings.model_copy(update={"auth_token": SecretStr(secrets.token_urlsafe(32))})
     return settings, layout
 
@@ -67,14 +76,14 @@ def _given(flags: dict[str, Any]) -> dict[str, Any]:
 
 def _write_state_file(settings: HostSettings, url: str) -> None:
     """Where the CLI finds a running host: URL and token, readable by this user only."""
-    assert settings.auth_token is not None, "HTTP host without a token"
+    token = settings.auth_token.get_secret_value() if settings.auth_token else None
     settings.home.mkdir(parents=True, exist_ok=True)
     path = settings.home / "host.json"
     partial = path.with_name("host.json.partial")
     descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         json.dump(
-            {"url": url, "token": settings.auth_token.get_secret_value(), "pid": os.getpid()},
+            {"url": url, "token": token, "pid": os.getpid()},
             handle,
         )
     partial.replace(path)
@@ -88,7 +97,20 @@ async def run(settings: HostSettings, layout: HostLayout) -> None:
             _write_state_file(settings, url)
         logger.info("host.serving", extra={"url": url})
 
-    await serve(server, settings, on_listening=publish)
+    try:
+        await serve(server, settings, on_listening=publish)
+    finally:
+        _remove_state_file(settings)
+
+
+def _remove_state_file(settings: HostSettings) -> None:
+    """On a clean stop, remove host.json if it still describes this process."""
+    path = settings.home / "host.json"
+    try:
+        if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        return
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

@@ -152,6 +152,19 @@ class HostSettings(ServerSettings):
     state_file: bool = Field(
         True, description="Write $AIOS_HOME/host.json (URL, token) on HTTP for the CLI."
     )
+    require_auth: bool = Field(
+        True,
+        description="Bearer token on HTTP. May be turned off only on a loopback interface "
+        "(for tools that cannot send headers, such as the conformance suite).",
+    )
+
+    @model_validator(mode="after")
+    def _auth_off_only_on_loopback(self) -> Self:
+        if not self.require_auth and self.host not in ("127.0.0.1", "::1", "localhost"):
+            raise ValueError(
+                f"require_auth=false is allowed only on loopback, not on host {self.host!r}"
+            )
+        return self
 
 
 def load_layout(path: Path) -> HostLayout:

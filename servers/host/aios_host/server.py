@@ -21,8 +21,9 @@ from mcp.shared.exceptions import MCPError
 
 from aios_host.catalog import HOST_SOURCE, ResourceRoute
 from aios_host.config import HostLayout, HostSettings
-from aios_host.state import HostState, running_host
+from aios_host.state import HOST_VERSION, HostState, running_host
 from aios_shared.errors import (
+    ERROR_CODES,
     AiosError,
     InvalidArgument,
     NotFound,
@@ -69,6 +70,22 @@ def _protocol_error(error: AiosError) -> MCPError:
     return MCPError(code, error.for_caller(), error.to_payload().model_dump(mode="json"))
 
 
+def _structured_protocol_error(child: str, error: MCPError) -> MCPError:
+    """A child's own JSON-RPC error, given the AIOS ``{code, message, details}`` data so every
+    client can branch on it whichever server produced it."""
+    data = error.data
+    if isinstance(data, dict) and data.get("code") in ERROR_CODES:
+        return error
+    lowered = error.message.lower()
+    kind: type[AiosError] = ToolFailed
+    if "not found" in lowered or "unknown" in lowered:
+        kind = NotFound
+    elif error.code == types.INVALID_PARAMS:
+        kind = InvalidArgument
+    translated = kind(error.message, details={"server": child, "rpc_code": error.code})
+    return MCPError(error.code, error.message, translated.to_payload().model_dump(mode="json"))
+
+
 async def _on_child(
     ctx: Context, child_name: str, action: Callable[[Client], Awaitable[ResultT]]
 ) -> ResultT:
@@ -81,6 +98,8 @@ async def _on_child(
                 return await action(client)
         except AiosError as error:
             raise _protocol_error(error) from error
+        except MCPError as error:
+            raise _structured_protocol_error(child_name, error) from error
     raise AssertionError("unreachable: forwarding() raises when cancelled")
 
 
@@ -181,7 +200,7 @@ def _route(state: HostState, uri: str) -> ResourceRoute:
     if route is None:
         raise _protocol_error(
             NotFound(
-                f"Resource not found: {uri}",
+                f"Resource not found: {uri}.",
                 hint="Call resources/list or resources/templates/list for what is served.",
                 details={"uri": uri},
             )
@@ -319,7 +338,7 @@ def build_host_server(settings: HostSettings, layout: HostLayout) -> Server[Host
 
     server: Server[HostState] = Server(
         settings.name,
-        version="0.1.0",
+        version=HOST_VERSION,
         instructions="AIOS: an AI operating system. Tools are named <server>_<tool> "
         "(e.g. memory_save). host_status shows which subsystem servers are up.",
         lifespan=lifespan,

@@ -33,6 +33,8 @@ __all__ = ["HostState", "HostStatus", "running_host"]
 
 logger = logging.getLogger(__name__)
 
+HOST_VERSION = "0.1.0"
+
 
 class HostStatus(BaseModel):
     """The host and each child, as ``host_status`` and ``aios://host/status`` report them."""
@@ -40,6 +42,8 @@ class HostStatus(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
+    version: str
+    transport: str
     pid: int
     uptime_s: float
     tools: int
@@ -113,6 +117,8 @@ class HostState:
     def status(self) -> HostStatus:
         return HostStatus(
             name=self.settings.name,
+            version=HOST_VERSION,
+            transport=self.settings.transport,
             pid=os.getpid(),
             uptime_s=round(time.monotonic() - self.started_at, 3),
             tools=len(self.catalog.tools),
