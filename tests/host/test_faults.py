@@ -14,6 +14,8 @@ import pytest
 from mcp import Client
 from mcp.client.session import IncomingMessage
 
+from aios_shared.audit import AuditLog
+from aios_shared.db import Database
 from tests.helpers import fixture_child, host_stdio_parameters, poll_until, write_layout
 
 pytestmark = pytest.mark.anyio
@@ -138,6 +140,15 @@ async def test_a_child_crashing_past_its_restart_intensity_is_marked_failed(tmp_
     assert "has failed" in refused.structured_content["message"]
     assert steady.structured_content == {"result": 2}
     assert '"state": "failed"' in resource.contents[0].text  # type: ignore[union-attr]  # text resource
+    async with Database.open(tmp_path / "home" / "host.db") as db:
+        audit = AuditLog(db)
+        verification = await audit.verify()
+        entries = await audit.query()
+    assert verification.ok
+    actions = [(entry.action, entry.subject) for entry in entries]
+    assert actions.count(("child.restarting", "crashy")) == 5
+    assert ("child.failed", "crashy") in actions
+    assert actions[0] == ("host.boot", "aios")
 
 
 async def test_an_operator_restart_revives_a_failed_child(tmp_path: Path) -> None:

@@ -27,6 +27,8 @@ from aios_host.catalog import Catalog, CollisionError, build_catalog
 from aios_host.child import ChildServer, ChildStatus, PeerAddress
 from aios_host.config import HostLayout, HostSettings
 from aios_host.upstream import Upstream
+from aios_shared.audit import GENESIS_HASH, AuditLog, audit_migration
+from aios_shared.db import Database
 from aios_shared.errors import InvalidArgument, NotFound
 
 __all__ = ["HostState", "HostStatus", "running_host"]
@@ -34,6 +36,15 @@ __all__ = ["HostState", "HostStatus", "running_host"]
 logger = logging.getLogger(__name__)
 
 HOST_VERSION = "0.1.0"
+
+
+class AuditHead(BaseModel):
+    """The newest entry of the host's hash-chained audit log ($AIOS_HOME/host.db)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    position: int
+    entry_hash: str
 
 
 class HostStatus(BaseModel):
@@ -47,6 +58,7 @@ class HostStatus(BaseModel):
     pid: int
     uptime_s: float
     tools: int
+    audit_head: AuditHead
     children: list[ChildStatus]
 
 
@@ -57,8 +69,12 @@ class HostState:
         layout: HostLayout,
         host_tools: list[types.Tool],
         bus: SubscriptionBus,
+        audit: AuditLog,
     ) -> None:
         self.settings = settings
+        self.audit = audit
+        self.audit_head = AuditHead(position=0, entry_hash=GENESIS_HASH)
+        self._reported_states: dict[str, str] = {}
         self.layout = layout
         self.children: dict[str, ChildServer] = {}
         self.host_tools = host_tools
@@ -90,9 +106,26 @@ class HostState:
 
         return current
 
+    async def record(self, action: str, subject: str, outcome: str, **details: Any) -> None:
+        """Append a supervision decision to the host's audit chain (DESIGN.md section 8)."""
+        entry = await self.audit.append("host", action, subject, outcome, details)
+        self.audit_head = AuditHead(position=entry.position, entry_hash=entry.entry_hash)
+
+    async def _audit_transition(self, name: str) -> None:
+        child = self.children[name]
+        previous = self._reported_states.get(name)
+        self._reported_states[name] = child.state
+        if previous is None or previous == child.state:
+            return
+        if child.state in ("restarting", "failed", "stopped"):
+            await self.record(f"child.{child.state}", name, "ok", detail=child.detail)
+        elif child.state == "running" and previous == "restarting":
+            await self.record("child.restarted", name, "ok", restarts_total=child.restarts_total)
+
     async def _catalog_changed(self, child: str) -> None:
         if not self.booted:
             return
+        await self._audit_transition(child)
         await self._restart_dependants_if_moved(child)
         self.rebuild_catalog(strict=False)
         await self.upstream.broadcast_list_changed()
@@ -122,6 +155,7 @@ class HostState:
             pid=os.getpid(),
             uptime_s=round(time.monotonic() - self.started_at, 3),
             tools=len(self.catalog.tools),
+            audit_head=self.audit_head,
             children=[child.status() for child in self.children.values()],
         )
 
@@ -164,6 +198,7 @@ class HostState:
         """Operator restart: kill a running child (the supervisor brings it back) or give a
         failed/stopped child a fresh restart budget."""
         child = self.child(name)
+        await self.record("operator.restart", name, "ok", state=child.state)
         if child.state in ("failed", "stopped"):
             assert self._group is not None, "restart before boot"
             child.intensity.restarts.clear()
@@ -194,6 +229,10 @@ class HostState:
             logger.info("child.started", extra={"child": spec.name, "state": child.state})
         self.rebuild_catalog(strict=True)
         self._urls = {name: child.url for name, child in self.children.items()}
+        self._reported_states = {name: child.state for name, child in self.children.items()}
+        await self.record(
+            "host.boot", self.settings.name, "ok", children=dict(self._reported_states)
+        )
         self.booted = True
 
 
@@ -209,7 +248,17 @@ async def running_host(
     Raises:
         CollisionError: two children offer the same public name.
     """
-    state = HostState(settings, layout, host_tools, bus)
+    database = Database.open(
+        settings.home / "host.db", migrations=[audit_migration(1)], synchronous="FULL"
+    )
+    async with database as db:
+        state = HostState(settings, layout, host_tools, bus, AuditLog(db))
+        async with _booted(state) as booted:
+            yield booted
+
+
+@asynccontextmanager
+async def _booted(state: HostState) -> AsyncIterator[HostState]:
     with tempfile.TemporaryDirectory(prefix="aios-host-") as run_dir:
         async with anyio.create_task_group() as group:
             try:
