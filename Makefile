@@ -9,6 +9,7 @@ setup:
 
 test-deps: setup
 	scripts/install-test-deps.sh
+	scripts/setup-inference-backends.sh
 
 demo: setup
 	$(UV) run --frozen python scripts/demo.py
@@ -27,6 +28,8 @@ test: lint typecheck pytest
 
 bench: test-deps
 	$(UV) run --frozen python bench/host_overhead.py
+	$(UV) run --frozen python bench/memory.py
+	$(UV) run --frozen python bench/inference.py
 
 clean:
 	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache conformance-results

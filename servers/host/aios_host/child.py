@@ -33,7 +33,7 @@ from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, ConfigDict
 
 from aios_host.catalog import ChildCatalog
-from aios_host.config import ChildSpec
+from aios_host.config import ChildSpec, HostSettings
 from aios_host.stdio_transport import process_transport
 from aios_host.supervision import RestartIntensity, decide_restart
 from aios_shared.errors import SubsystemUnavailable
@@ -47,6 +47,9 @@ ChildState = Literal["starting", "running", "restarting", "failed", "stopped"]
 _STDERR_TAIL_LINES = 20
 _EXIT_POLL_S = 0.05
 _TERMINATE_GRACE_S = 5.0
+_HOST_ONLY_VARIABLES = frozenset(
+    {f"AIOS_{name.upper()}" for name in HostSettings.model_fields} | {"AIOS_PEERS"}
+) - {"AIOS_HOME", "AIOS_LOG_LEVEL"}
 
 
 class PeerAddress(BaseModel):
@@ -110,6 +113,7 @@ class ChildServer:
         run_dir: Path,
         *,
         peers: Callable[[], dict[str, PeerAddress]],
+        home: Path,
         list_pages_max: int = 100,
     ) -> None:
         self.spec = spec
@@ -130,6 +134,7 @@ class ChildServer:
         self._hooks = hooks
         self._run_dir = run_dir
         self._peers = peers
+        self._home = home
         self._list_pages_max = list_pages_max
         self._client: Client | None = None
         self._port = 0
@@ -283,7 +288,10 @@ class ChildServer:
         return argv
 
     def _environment(self) -> dict[str, str]:
-        environment = {**os.environ, **self.spec.env}
+        # The host's own serving settings and secrets stay with the host; children keep their
+        # data under the host's data directory unless the layout says otherwise.
+        inherited = {k: v for k, v in os.environ.items() if k not in _HOST_ONLY_VARIABLES}
+        environment = {**inherited, "AIOS_HOME": str(self._home), **self.spec.env}
         if self.spec.transport == "http":
             environment["AIOS_AUTH_TOKEN"] = self.token
         peers = self._peers()

@@ -215,6 +215,7 @@ class HostState:
                 self.upstream,
                 run_dir,
                 peers=self._peers_of(spec.depends_on),
+                home=self.settings.home,
                 list_pages_max=self.settings.list_pages_max,
             )
             self.children[spec.name] = child

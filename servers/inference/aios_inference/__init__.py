@@ -1,0 +1,1 @@
+"""AIOS inference server: the model runtime (Ollama and OpenAI-compatible backends, metering)."""
