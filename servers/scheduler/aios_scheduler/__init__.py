@@ -1,0 +1,1 @@
+"""AIOS scheduler server: credit-weighted fair scheduling, supervision, durable steps."""
