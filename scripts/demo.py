@@ -15,9 +15,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
+import mcp_types as types
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from rich.console import Console
@@ -30,14 +32,20 @@ Step = Callable[[Client], Awaitable[None]]
 
 
 @asynccontextmanager
-async def running_host(home: Path) -> AsyncIterator[Client]:
+async def running_host(home: Path, agents: list[Path]) -> AsyncIterator[Client]:
     ready = home / "demo-host.ready"
     log = home / "host.log"
     token = os.urandom(16).hex()
     with log.open("wb") as log_file:
         process = await anyio.open_process(
             [*HOST, "--home", str(home), "--ready-file", str(ready)],
-            env={**os.environ, "AIOS_AUTH_TOKEN": token, "AIOS_HOME": str(home)},
+            env={
+                **os.environ,
+                "AIOS_AUTH_TOKEN": token,
+                "AIOS_HOME": str(home),
+                # The scheduler starts and supervises a worker for each sample agent.
+                "AIOS_AGENTS": json.dumps([str(agent) for agent in agents]),
+            },
             stdout=subprocess.DEVNULL,
             stderr=log_file,
             cwd=REPO,
@@ -93,12 +101,78 @@ async def show_tools(client: Client) -> None:
     console.print(f"[bold]{len(tools)} tools[/bold] ({summary})")
 
 
+def structured(result: types.CallToolResult, what: str) -> dict[str, Any]:
+    """The structured result of a call, or a readable stop when it failed."""
+    if result.is_error or result.structured_content is None:
+        text = " ".join(c.text for c in result.content if isinstance(c, types.TextContent))
+        console.print(f"[red]{what} failed:[/red] {text}")
+        raise SystemExit(1)
+    content: dict[str, Any] = result.structured_content
+    return content
+
+
 async def sample_job(client: Client) -> None:
+    """A client with a scheduling quota submits a job; the sample agent (a supervised aios-agent
+    worker) runs its pipeline of durable steps; the result is remembered and found again."""
     names = {tool.name for tool in (await client.list_tools()).tools}
     if "scheduler_submit_job" not in names:
-        console.print("[yellow]Sample job skipped: the scheduler server is not installed yet.")
+        console.print("[yellow]Sample job skipped: the scheduler server is not installed.")
         return
-    console.print("[bold]Sample job[/bold]: see the scheduler's README for the agent pipeline.")
+    await client.call_tool(
+        "scheduler_register_client", {"client_id": "demo", "tier": "marketplace", "credits": 10}
+    )
+    submitted = structured(
+        await client.call_tool(
+            "scheduler_submit_job", {"client_id": "demo", "task": "echo", "input": "hello, aios"}
+        ),
+        "submit_job",
+    )
+    job_id = submitted.get("job_id") or submitted.get("job", {}).get("job_id")
+    console.print(f"Submitted job [bold]{job_id}[/bold]: state {submitted.get('state', 'pending')}")
+
+    seen: list[str] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        text = message or str(progress)
+        if not seen or seen[-1] != text:
+            seen.append(text)
+            console.print(f"  [dim]job is[/dim] {text}")
+
+    finished = structured(
+        await client.call_tool(
+            "scheduler_wait_job",
+            {"job_id": job_id, "states": ["completed", "failed"], "timeout_s": 60},
+            progress_callback=on_progress,
+        ),
+        "wait_job",
+    )
+    job = finished.get("job", finished)
+    console.print(
+        f"Job {job_id}: [bold green]{job.get('state')}[/bold green] -> {job.get('result')}"
+    )
+    if "memory_save" not in names:
+        return
+    saved = structured(
+        await client.call_tool(
+            "memory_save",
+            {
+                "type": "agent_run",
+                "data": {
+                    "agent_id": "echo-1",
+                    "task": "echo",
+                    "status": "completed",
+                    "result": job.get("result"),
+                },
+                "text": f"demo job {job_id} answered {job.get('result')}",
+                "tags": ["demo"],
+            },
+        ),
+        "memory_save",
+    )
+    found = structured(await client.call_tool("memory_search", {"query": "demo job"}), "search")
+    console.print(
+        f"Remembered as {saved.get('id', saved)}; search finds {len(found.get('hits', []))}"
+    )
 
 
 async def main() -> None:
@@ -108,7 +182,9 @@ async def main() -> None:
         home.mkdir(parents=True, exist_ok=True)
         console.rule("AIOS demo")
         console.print(f"Data directory: {home}")
-        async with running_host(home) as client:
+        async with running_host(
+            home, agents=[REPO / "servers/scheduler/agents/echo.yaml"]
+        ) as client:
             steps: list[tuple[str, Step]] = [
                 ("Host status", show_status),
                 ("Tools", show_tools),
