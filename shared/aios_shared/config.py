@@ -9,6 +9,7 @@ Values are parsed as JSON when they parse (numbers, booleans, lists) and kept as
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import tomllib
@@ -25,6 +26,7 @@ __all__ = [
     "default_home",
     "load_settings",
     "read_config_file",
+    "server_argument_parser",
 ]
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
@@ -64,6 +66,20 @@ class ServerSettings(BaseModel):
     )
     request_body_bytes_max: int = Field(4 * 1024 * 1024, gt=0)
     shutdown_grace_s: float = Field(10.0, gt=0, description="In-flight work gets this on SIGTERM.")
+
+
+def server_argument_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The flags every AIOS server takes (the host starts its children with them); a server
+    adds its own. Unset flags stay ``None`` so they never hide the environment layer."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", type=Path, help="settings file (TOML or JSON)")
+    parser.add_argument("--transport", choices=["stdio", "http", "sse"])
+    parser.add_argument("--host", help="interface for HTTP (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port for HTTP (0 picks a free one)")
+    parser.add_argument("--home", type=Path, help="data directory (default ~/.local/share/aios)")
+    parser.add_argument("--ready-file", type=Path, help="write the bound URL here once listening")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    return parser
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

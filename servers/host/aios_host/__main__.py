@@ -10,7 +10,6 @@ URL and token to ``$AIOS_HOME/host.json`` (mode 0600), where the ``aios`` CLI fi
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -25,7 +24,7 @@ from pydantic import SecretStr
 from aios_host.catalog import CollisionError
 from aios_host.config import HostLayout, HostSettings, builtin_layout, load_layout
 from aios_host.server import build_host_server
-from aios_shared.config import load_settings, read_config_file
+from aios_shared.config import load_settings, read_config_file, server_argument_parser
 from aios_shared.errors import AiosError
 from aios_shared.runner import serve
 from aios_shared.telemetry import configure_logging
@@ -36,14 +35,7 @@ EXIT_CONFIG_ERROR = 2
 
 
 def parse_flags(argv: list[str] | None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="aios-host", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", type=Path, help="layout file (TOML or JSON)")
-    parser.add_argument("--transport", choices=["stdio", "http", "sse"])
-    parser.add_argument("--host", help="interface for HTTP (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port for HTTP (0 picks a free one)")
-    parser.add_argument("--home", type=Path, help="data directory (default ~/.local/share/aios)")
-    parser.add_argument("--ready-file", type=Path, help="write the bound URL here once listening")
-    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser = server_argument_parser("aios-host", __doc__.split("\n")[0])
     parser.add_argument(
         "--no-auth",
         dest="require_auth",

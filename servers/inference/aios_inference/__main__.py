@@ -7,7 +7,6 @@ aios-inference --config inference.toml           # [[backends]] and [[models]] t
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ import anyio
 
 from aios_inference.config import InferenceSettings
 from aios_inference.server import build_server
-from aios_shared.config import load_settings
+from aios_shared.config import load_settings, server_argument_parser
 from aios_shared.errors import AiosError
 from aios_shared.runner import serve
 from aios_shared.telemetry import configure_logging
@@ -26,14 +25,7 @@ EXIT_CONFIG_ERROR = 2
 
 
 def parse_flags(argv: list[str] | None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="aios-inference", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", type=Path, help="settings file (TOML or JSON)")
-    parser.add_argument("--transport", choices=["stdio", "http", "sse"])
-    parser.add_argument("--host", help="interface for HTTP (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port for HTTP (0 picks a free one)")
-    parser.add_argument("--home", type=Path, help="data directory (default ~/.local/share/aios)")
-    parser.add_argument("--ready-file", type=Path, help="write the bound URL here once listening")
-    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser = server_argument_parser("aios-inference", __doc__.split("\n")[0])
     return vars(parser.parse_args(argv))
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 import anyio
 
 from aios_memory.config import MemorySettings
 from aios_memory.server import build_server
-from aios_shared.config import load_settings
+from aios_shared.config import load_settings, server_argument_parser
 from aios_shared.errors import AiosError
 from aios_shared.peers import peers_from_environment
 from aios_shared.runner import serve
@@ -19,14 +18,7 @@ from aios_shared.telemetry import configure_logging
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="aios-memory", description=__doc__)
-    parser.add_argument("--transport", choices=["stdio", "http", "sse"])
-    parser.add_argument("--host")
-    parser.add_argument("--port", type=int)
-    parser.add_argument("--ready-file", type=Path)
-    parser.add_argument("--home", type=Path)
-    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--config", type=Path)
+    parser = server_argument_parser("aios-memory", __doc__ or "")
     parser.add_argument("--backend", choices=["sqlite", "neo4j"])
     return parser.parse_args(argv)
 
