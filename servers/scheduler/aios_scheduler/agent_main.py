@@ -163,8 +163,32 @@ def main(argv: list[str] | None = None) -> None:
     token = os.environ.get("AIOS_SCHEDULER_TOKEN")
     try:
         anyio.run(serve_worker, definition, flags.scheduler_url, token, flags.jobs, flags.wait_s)
-    except KeyboardInterrupt:
+    except* KeyboardInterrupt:
         pass
+    except* AiosError as group:
+        # A refusal from the scheduler (unknown group, bad profile): say it, no traceback.
+        reasons = "; ".join(_messages(group))
+        sys.stderr.write(f"aios-agent: the scheduler refused {definition.agent_id}: {reasons}\n")
+        sys.exit(EXIT_CONFIG_ERROR)
+    except* (httpx2.HTTPError, OSError) as group:
+        reason = group.exceptions[0]
+        sys.stderr.write(
+            f"aios-agent: cannot reach the scheduler at {flags.scheduler_url}: {reason}\n"
+        )
+        sys.exit(EXIT_UNREACHABLE)
+
+
+EXIT_UNREACHABLE = 3
+
+
+def _messages(group: BaseExceptionGroup[AiosError]) -> list[str]:
+    found: list[str] = []
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            found.extend(_messages(error))
+        else:
+            found.append(error.for_caller())
+    return found
 
 
 if __name__ == "__main__":
