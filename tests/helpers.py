@@ -8,15 +8,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import httpx2
 import pytest
-from mcp import StdioServerParameters
+from mcp import Client, StdioServerParameters
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
 
 T = TypeVar("T")
 
@@ -154,3 +157,21 @@ async def poll_until(
             if value is not None:
                 return value
             await anyio.sleep(interval_s)
+
+
+@asynccontextmanager
+async def connect_host(transport: str, layout: Path, home: Path) -> AsyncIterator[Client]:
+    """A client session with a real host process over ``stdio``, ``http`` or ``sse``."""
+    if transport == "stdio":
+        async with Client(host_stdio_parameters(layout, home), mode="legacy") as client:
+            yield client
+        return
+    with http_host(layout, home) as host:
+        if transport == "sse":
+            sse = sse_client(f"{host.base}/sse", headers=host.headers())
+            async with Client(sse, mode="legacy") as client:
+                yield client
+            return
+        async with httpx2.AsyncClient(headers=host.headers(), timeout=30) as http:
+            async with Client(streamable_http_client(host.url, http_client=http)) as client:
+                yield client

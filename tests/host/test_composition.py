@@ -3,19 +3,15 @@ forwards tools, resources, templates and prompts, over stdio and over Streamable
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
-import httpx2
 import mcp_types as types
 import pytest
 from mcp import Client
-from mcp.client.sse import sse_client
-from mcp.client.streamable_http import streamable_http_client
 
 from aios_host.catalog import PUBLIC_NAME
-from tests.helpers import fixture_child, host_stdio_parameters, http_host, npm_tool, write_layout
+from tests.helpers import connect_host, fixture_child, npm_tool, write_layout
 
 pytestmark = [pytest.mark.anyio, pytest.mark.npm]
 
@@ -38,23 +34,8 @@ def layout(tmp_path: Path) -> Path:
     )
 
 
-@asynccontextmanager
-async def connect(transport: str, tmp_path: Path) -> AsyncIterator[Client]:
-    path = layout(tmp_path)
-    home = tmp_path / "home"
-    if transport == "stdio":
-        async with Client(host_stdio_parameters(path, home), mode="legacy") as client:
-            yield client
-        return
-    with http_host(path, home) as host:
-        async with httpx2.AsyncClient(headers=host.headers(), timeout=30) as http:
-            if transport == "http":
-                async with Client(streamable_http_client(host.url, http_client=http)) as client:
-                    yield client
-            else:
-                sse = sse_client(f"{host.base}/sse", headers=host.headers())
-                async with Client(sse, mode="legacy") as client:
-                    yield client
+def connect(transport: str, tmp_path: Path) -> AbstractAsyncContextManager[Client]:
+    return connect_host(transport, layout(tmp_path), tmp_path / "home")
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http", "sse"])

@@ -3,20 +3,16 @@ child, over stdio and over Streamable HTTP."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import anyio
-import httpx2
 import pytest
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 
 from tests.helpers import (
+    connect_host,
     fixture_child,
-    host_stdio_parameters,
-    http_host,
     poll_until,
     write_layout,
 )
@@ -24,8 +20,9 @@ from tests.helpers import (
 pytestmark = pytest.mark.anyio
 
 
-@asynccontextmanager
-async def connect(transport: str, tmp_path: Path, cancel_log: Path) -> AsyncIterator[Client]:
+def connect(
+    transport: str, tmp_path: Path, cancel_log: Path
+) -> AbstractAsyncContextManager[Client]:
     environment = {"AIOS_TEST_CANCEL_LOG": str(cancel_log)}
     layout = write_layout(
         tmp_path,
@@ -34,15 +31,7 @@ async def connect(transport: str, tmp_path: Path, cancel_log: Path) -> AsyncIter
             fixture_child("viastdio", env=environment),
         ],
     )
-    home = tmp_path / "home"
-    if transport == "stdio":
-        async with Client(host_stdio_parameters(layout, home), mode="legacy") as client:
-            yield client
-        return
-    with http_host(layout, home) as host:
-        async with httpx2.AsyncClient(headers=host.headers(), timeout=30) as http:
-            async with Client(streamable_http_client(host.url, http_client=http)) as client:
-                yield client
+    return connect_host(transport, layout, tmp_path / "home")
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])
