@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,16 @@ GENERIC_SCENARIOS = (
     "http-header-validation",
     "sep-2164-resource-not-found",
 )
+
+
+_RESULT_FOLDER = re.compile(r"^server-(?P<scenario>.+)-\d{4}-\d{2}-\d{2}T[\d-]+Z$")
+
+
+def _scenario_name(folder: str) -> str:
+    """``server-<scenario>-<ISO timestamp>`` -> ``<scenario>`` (a timestamp has dashes too)."""
+    match = _RESULT_FOLDER.match(folder)
+    assert match is not None, folder
+    return match.group("scenario")
 
 
 @dataclass(frozen=True)
@@ -61,7 +72,7 @@ def read_results(output: Path) -> tuple[list[str], list[str]]:
     failed: list[str] = []
     for checks_file in sorted(output.glob("*/checks.json")):
         checks = json.loads(checks_file.read_text(encoding="utf-8"))
-        scenario = checks_file.parent.name.removeprefix("server-").rsplit("-20", 1)[0]
+        scenario = _scenario_name(checks_file.parent.name)
         statuses = {check["status"] for check in checks}
         (failed if "FAILURE" in statuses else passed).append(scenario)
     return passed, failed

@@ -5,7 +5,6 @@ sampling and elicitation. The fixture-free scenarios also run against each subsy
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from aios_host.config import runnable
 from tests.conformance.conformance import GENERIC_SCENARIOS, run_suite
 from tests.helpers import (
     FIXTURE_SERVER,
@@ -35,7 +35,7 @@ ADD_ARGS = ["--tool-arg", "a=2", "--tool-arg", "b=40"]
 SUBSYSTEM_MODULES = [
     module
     for module in ("aios_tools", "aios_inference", "aios_memory", "aios_scheduler", "aios_market")
-    if importlib.util.find_spec(module) is not None
+    if runnable(module)
 ]
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "HostSettings",
     "builtin_layout",
     "load_layout",
+    "runnable",
 ]
 
 ChildName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
@@ -167,6 +168,13 @@ class HostSettings(ServerSettings):
         return self
 
 
+def runnable(module: str) -> bool:
+    """True when ``python -m <module>`` would start a server."""
+    return importlib.util.find_spec(module) is not None and (
+        importlib.util.find_spec(f"{module}.__main__") is not None
+    )
+
+
 def load_layout(path: Path) -> HostLayout:
     """Read and validate a layout file.
 
@@ -194,13 +202,10 @@ def _describe(item: object) -> str:
 
 
 def builtin_layout() -> HostLayout:
-    """The AIOS subsystem servers that are installed in this environment, each on loopback
-    Streamable HTTP, with their peer dependencies (only among those installed)."""
-    installed = [
-        (name, deps)
-        for name, deps in AIOS_SERVERS
-        if importlib.util.find_spec(f"aios_{name}") is not None
-    ]
+    """The AIOS subsystem servers that are installed and runnable (``python -m aios_<name>``)
+    in this environment, each on loopback Streamable HTTP, with their peer dependencies (only
+    among those present). A package still being built, without an entry point, is left out."""
+    installed = [(name, deps) for name, deps in AIOS_SERVERS if runnable(f"aios_{name}")]
     present = {name for name, _ in installed}
     return HostLayout(
         servers=[

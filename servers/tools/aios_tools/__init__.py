@@ -1,0 +1,1 @@
+"""AIOS tools server (issue 5). So far: the persisted capability-token state (``store``)."""
