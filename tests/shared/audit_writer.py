@@ -1,4 +1,8 @@
-"""Append audit entries forever, printing each acknowledged position (for the kill -9 test)."""
+"""Append audit entries in a tight loop until killed (for the kill -9 test in test_audit.py).
+
+Writes ``<position> <entry_hash>`` to stdout after each append has committed, so every line the
+test reads is an acknowledged entry.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ async def main(path: Path) -> None:
         index = 0
         while True:
             entry = await log.append("writer", "burst", f"item-{index}", "ok", {"index": index})
-            sys.stdout.write(f"{entry.position}\n")
+            sys.stdout.write(f"{entry.position} {entry.entry_hash}\n")
             sys.stdout.flush()
             index += 1
 
