@@ -5,7 +5,7 @@ server (npm @modelcontextprotocol/server-memory) over stdio with the same client
 Prints a table and writes JSON rows (figure, target, ratio, met/missed, machine). A missed
 target is reported, never an error.
 
-    uv run python bench/memory.py [--nodes 100000] [--json /tmp/aios-bench-memory.json]
+    uv run python bench/memory.py [--nodes 100000] [--json bench-memory.json]
 
 Data (seed 42): memories over the 24 types with 20-60 words drawn Zipf-wise from a 5,000-word
 vocabulary and tags from 200; each node gets 3 out-edges to random nodes over 5 relations.

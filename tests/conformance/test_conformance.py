@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from aios_host.config import runnable
-from tests.conformance.conformance import GENERIC_SCENARIOS, run_suite
+from tests.conformance.run_conformance import run_generic_scenarios, run_suite
 from tests.helpers import (
     FIXTURE_SERVER,
     REPO,
@@ -76,15 +76,15 @@ def test_the_host_passes_the_conformance_suite(
     open_host: str, spec_version: str, tmp_path: Path
 ) -> None:
     """Every scenario of the active suite passes through the host, except the baseline's."""
-    run = run_suite(open_host, tmp_path / spec_version, spec_version=spec_version)
+    run = run_suite(open_host, spec_version, tmp_path / spec_version)
     assert run.exit_code == 0, run.output[-4000:]
-    assert run.failed == [], run.output[-4000:]
-    assert len(run.passed) >= 20
+    assert run.summary.failed == (), run.output[-4000:]
+    assert len(run.summary.passed) >= 20
     expected = {"tools-call-with-progress", "resources-templates-read", "prompts-get-with-args"}
     if spec_version == "2025-11-25":
         expected |= {"tools-call-sampling", "tools-call-elicitation", "resources-subscribe"}
         expected |= {"tools-call-with-logging", "completion-complete", "ping"}
-    assert expected <= set(run.passed), run.passed
+    assert expected <= set(run.summary.passed), run.summary.passed
 
 
 @pytest.mark.parametrize("module", SUBSYSTEM_MODULES)
@@ -104,10 +104,7 @@ def test_each_subsystem_server_passes_the_generic_scenarios(module: str, tmp_pat
         try:
             wait_for_file(ready, process, 60, log)
             url = json.loads(ready.read_text())["url"]
-            runs = {
-                scenario: run_suite(url, tmp_path / scenario, scenario=scenario)
-                for scenario in GENERIC_SCENARIOS
-            }
+            runs = run_generic_scenarios(url, tmp_path)
         finally:
             stop(process)
     failing = {name: run.output[-1500:] for name, run in runs.items() if run.exit_code != 0}
